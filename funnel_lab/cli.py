@@ -154,9 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="write a CRM with known truth")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--weeks", type=int, default=104, help="weeks of history before as_of")
-    p.add_argument("--future-weeks", dest="future_weeks", type=int, default=0,
-                   help="weeks simulated beyond as_of (written apart, for scoring forecasts)")
+    p.add_argument("--weeks", type=int, default=None,
+                   help="weeks of history before as_of (default: the settings', 104 for the demo)")
+    p.add_argument("--future-weeks", dest="future_weeks", type=int, default=None,
+                   help="weeks simulated beyond as_of, written to OUT/future (default: 0)")
     p.add_argument("--config", type=Path, default=None, help="TOML file of simulation settings")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting, e.g. --set stale=false")
