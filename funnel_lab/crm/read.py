@@ -550,7 +550,7 @@ def _parse_amount(frame: pd.DataFrame, src: _Source) -> pd.Series:
     if bad.any():
         i = _first_bad(bad)
         raise _error(src, int(frame[_ROW].iat[i]),
-                     f"amount is {out.iat[i]!r}; expected a finite number >= 0 or blank",
+                     f"amount is {float(out.iat[i]):g}; expected a finite number >= 0 or blank",
                      column="amount", deal_id=_deal_of(frame, i))
     return out
 

@@ -16,6 +16,8 @@ then Won, then Lost; ``n_states = len(S)``):
 ``group_share``    (draw, group) share of new deals that go to each group (ones for "all").
 ``entry_probs``    (draw, n_open) the open stage at which new deals enter.
 ``amount_mu``, ``amount_sigma``  (draw,) log-normal parameters of amounts of future deals.
+``sources``, ``source_arrivals``  optional: source names and (draw, source) new deals per week
+                   from each source (empty when the deals have no ``source`` column).
 
 Dependency rule: numpy, pandas and xarray only.
 """
@@ -47,6 +49,8 @@ class SegmentPosterior:
     group_by: str | None = None
     band_edges: tuple[int, ...] = (0,)
     group_share: np.ndarray | None = None
+    sources: tuple[str, ...] = ()
+    source_arrivals: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         d, g, b, s, s2 = self.rates.shape
@@ -56,6 +60,8 @@ class SegmentPosterior:
             raise ValueError("rates' group/band axes do not match groups/band_edges")
         if self.group_share is None:
             self.group_share = np.full((d, g), 1.0 / g)
+        if self.source_arrivals is None:
+            self.source_arrivals = np.zeros((d, len(self.sources)))
 
     @property
     def n_draws(self) -> int:
