@@ -15,11 +15,14 @@ from funnel_lab.model.derived import derived_draws, effective_rates, summarize
 from funnel_lab.model.fitting import fit
 from funnel_lab.model.persist import load_posterior, save_posterior
 from funnel_lab.model.posterior import Posterior, SegmentPosterior
+from funnel_lab.model.selection import choose_settings, compare_models
 from funnel_lab.model.stats import SegmentStats, sufficient_statistics
 
 __all__ = [
     "Posterior",
     "Prior",
+    "choose_settings",
+    "compare_models",
     "SegmentPosterior",
     "SegmentStats",
     "derived_draws",

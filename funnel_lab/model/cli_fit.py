@@ -144,7 +144,14 @@ def run_fit_command(args: argparse.Namespace) -> int:
         saved = save_posterior(post, args.out)
 
     if args.json:
-        emit_json(fit_document(post, tables, ci_prob, data=crm.source, saved=saved))
+        # --- issue 5 (added by the pooled/selection helper): the held-out model comparison,
+        # funnel_lab.model.selection.report_comparison; {"skipped": reason} on short CRMs.
+        from funnel_lab.model.selection import report_comparison
+
+        comparison = report_comparison(crm, edges, half_life, random_seed=args.seed)
+        # --- end issue 5
+        emit_json(fit_document(post, tables, ci_prob, data=crm.source, saved=saved,
+                               model_comparison=comparison))
     else:
         print(format_summary(post, tables, ci_prob))
         if saved is not None:

@@ -50,8 +50,8 @@ def _pooled(stats: dict, draws: int, rng: np.random.Generator, prior: Any, prior
 
     for st in stats.values():
         st.possible = possible_moves(st, prior_obj)
-    pooled_prior = dict(prior) if isinstance(prior, Mapping) else None
-    rates, diagnostics = fit_pooled(stats, draws=draws, random_seed=rng, prior=pooled_prior,
+    # fit_pooled accepts a Prior object or a mapping, so the user's prior reaches both parts
+    rates, diagnostics = fit_pooled(stats, draws=draws, random_seed=rng, prior=prior,
                                     **pooled_kwargs)
     segments = {}
     for seg, st in stats.items():
@@ -92,7 +92,9 @@ def fit(
     by : {None, "owner", "team"}
         Fit per salesperson or department instead of per segment only.
     draws : int
-        Number of posterior draws.
+        Number of posterior draws. For ``method="pooled"`` it is the number of draws *per
+        chain* (as in ``pm.sample``): the posterior holds ``chains * draws`` draws;
+        :func:`funnel_lab.model.pooled.fit_pooled_draws` gives an exact total instead.
     random_seed : int or numpy.random.Generator, optional
         Same seed, same draws.
     band_edges : sequence of int
