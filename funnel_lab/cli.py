@@ -133,6 +133,15 @@ def _add_common(p: argparse.ArgumentParser, *, as_of: bool = True) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="log decisions at INFO")
 
 
+def _add_model_settings(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--age-bands", dest="age_bands", default="auto",
+                   help="age-band edges in weeks, e.g. 0,4,13; 'none'; or 'auto' (default: "
+                        "chosen by a held-out check on the CRM itself)")
+    p.add_argument("--half-life-weeks", dest="half_life_weeks", default="auto",
+                   help="recency half-life in weeks; 'none'; or 'auto' (default: chosen by "
+                        "the held-out check)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="funnel-lab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -171,10 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--by", choices=["owner", "team"], default=None)
     p.add_argument("--ci-prob", dest="ci_prob", type=float, default=0.9)
     p.add_argument("--draws", type=int, default=1000)
-    p.add_argument("--age-bands", dest="age_bands", default=None,
-                   help="age-band edges in weeks, e.g. 0,4,13; 'auto' or 'none'")
-    p.add_argument("--half-life-weeks", dest="half_life_weeks", default=None,
-                   help="recency half-life in weeks; 'auto' or 'none'")
+    _add_model_settings(p)
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--out", type=Path, default=None, help="save the posterior (netCDF)")
     p.set_defaults(func=cmd_fit)
@@ -184,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--horizon-weeks", dest="horizon_weeks", type=int, default=13)
     p.add_argument("--draws", type=int, default=2000)
     p.add_argument("--posterior", type=Path, default=None, help="a saved posterior (netCDF)")
+    _add_model_settings(p)
     p.add_argument("--lead-inflow", dest="lead_inflow", type=float, default=1.0,
                    help="multiplier of the expected lead inflow")
     p.add_argument("--leads-per-week", dest="leads_per_week", type=float, default=None,

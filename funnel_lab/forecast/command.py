@@ -1,7 +1,7 @@
 """The ``funnel-lab forecast`` command: read the CRM, fit (or load a posterior), forecast, print.
 
 Steps: :func:`funnel_lab.crm.read.read_crm` -> :func:`funnel_lab.model.fit` with the defaults
-of ``funnel-lab fit`` (conjugate, no age bands, no recency weighting), or
+of ``funnel-lab fit`` (conjugate; age bands and recency chosen by the held-out check), or
 :func:`funnel_lab.model.persist.load_posterior` for ``--posterior`` ->
 :func:`funnel_lab.forecast.forecast` -> one JSON document (``--json``) or a short summary.
 """
@@ -45,8 +45,13 @@ def run_forecast_command(args: argparse.Namespace) -> int:
         post = load_posterior(args.posterior, crm=crm)
         log.info("posterior loaded from %s (%d draws)", args.posterior, post.n_draws)
     else:
-        post = fit(crm, draws=args.draws, random_seed=rng)
-        log.info("fitted the conjugate posterior (%d draws) at as_of %s", args.draws, crm.as_of)
+        from funnel_lab.model.cli_fit import parse_age_bands, parse_half_life
+
+        post = fit(crm, draws=args.draws, random_seed=rng,
+                   band_edges=parse_age_bands(getattr(args, "age_bands", "auto")),
+                   half_life_weeks=parse_half_life(getattr(args, "half_life_weeks", "auto")))
+        log.info("fitted the conjugate posterior (%d draws) at as_of %s with %s", args.draws,
+                 crm.as_of, {k: post.settings[k] for k in ("band_edges", "half_life_weeks")})
     fc = forecast(post, crm, horizon_weeks=args.horizon_weeks, draws=args.draws,
                   lead_inflow=args.lead_inflow, leads_per_week=args.leads_per_week,
                   random_seed=rng)

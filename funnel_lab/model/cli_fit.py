@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 AUTO = "auto"
 
 
-def _parse_age_bands(text: str | None) -> tuple[int, ...] | str:
+def parse_age_bands(text: str | None) -> tuple[int, ...] | str:
     if text is None or text.strip().lower() in ("", "none"):
         return (0,)
     if text.strip().lower() == AUTO:
@@ -40,7 +40,7 @@ def _parse_age_bands(text: str | None) -> tuple[int, ...] | str:
         ) from None
 
 
-def _parse_half_life(text: Any) -> float | None | str:
+def parse_half_life(text: Any) -> float | None | str:
     if text is None or str(text).strip().lower() in ("", "none"):
         return None
     if str(text).strip().lower() == AUTO:
@@ -54,24 +54,6 @@ def _parse_half_life(text: Any) -> float | None | str:
             f"--half-life-weeks: expected a number of weeks > 0, 'auto' or 'none'; got {text!r}"
         )
     return value
-
-
-def _choose(crm: Any, edges: Any, half_life: Any, seed: int) -> tuple[tuple[int, ...], Any,
-                                                                     dict[str, Any] | None]:
-    """Resolve ``auto`` settings with the held-out check (only what is ``auto`` varies)."""
-    if edges != AUTO and half_life != AUTO:
-        return edges, half_life, None
-    from funnel_lab.model.selection import candidate_settings, choose_settings
-
-    candidates = candidate_settings(
-        crm,
-        band_edges=None if edges == AUTO else [edges],
-        half_lives=None if half_life == AUTO else [half_life],
-    )
-    choice = choose_settings(crm, candidates=candidates, random_seed=seed)
-    log.info("auto settings: %s", choice["candidate"])
-    return tuple(choice["band_edges"]), choice["half_life_weeks"], {
-        "candidate": choice["candidate"], "holdout_weeks": choice["holdout_weeks"]}
 
 
 def fit_document(post: Posterior, tables: dict[str, pd.DataFrame], ci_prob: float,
@@ -128,16 +110,15 @@ def run_fit_command(args: argparse.Namespace) -> int:
     from funnel_lab.model.persist import save_posterior
 
     ci_prob = _check_ci_prob(args.ci_prob)
-    edges = _parse_age_bands(getattr(args, "age_bands", None))
-    half_life = _parse_half_life(getattr(args, "half_life_weeks", None))
+    edges = parse_age_bands(getattr(args, "age_bands", None))
+    half_life = parse_half_life(getattr(args, "half_life_weeks", None))
 
     crm = read_crm(args.data, as_of=args.as_of, cold_after_days=args.cold_after_days)
-    edges, half_life, auto = _choose(crm, edges, half_life, args.seed)
     pooled_kwargs = {"cores": args.cores} if args.method == "pooled" else {}
     post = fit(crm, method=args.method, by=args.by, draws=args.draws, random_seed=args.seed,
                band_edges=edges, half_life_weeks=half_life, **pooled_kwargs)
-    if auto is not None:
-        post.settings["auto"] = auto
+    edges = tuple(post.settings["band_edges"])
+    half_life = post.settings["half_life_weeks"]
     tables = summarize(post, ci_prob=ci_prob)
     saved = None
     if args.out is not None:

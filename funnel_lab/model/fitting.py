@@ -21,11 +21,12 @@ from funnel_lab.model.conjugate import Prior, conjugate_segment, possible_moves,
 from funnel_lab.model.posterior import Posterior
 from funnel_lab.model.stats import sufficient_statistics
 
-__all__ = ["METHODS", "fit"]
+__all__ = ["AUTO", "METHODS", "fit", "resolve_auto_settings"]
 
 log = logging.getLogger(__name__)
 
 METHODS = ("conjugate", "pooled")
+AUTO = "auto"
 
 
 def _check_draws(draws: Any) -> int:
@@ -69,6 +70,34 @@ def _pooled(stats: dict, draws: int, rng: np.random.Generator, prior: Any, prior
     return segments, diagnostics
 
 
+def resolve_auto_settings(
+    crm: CRM, band_edges: Any, half_life_weeks: Any, random_seed: Any = None
+) -> tuple[Any, Any, dict[str, Any] | None]:
+    """Replace ``"auto"`` band edges / half-life by the held-out check's choice.
+
+    Only what is ``"auto"`` varies among the candidates. Returns the settings and, when
+    anything was chosen, a record of the choice (``None`` otherwise).
+    """
+    edges_auto = isinstance(band_edges, str) and band_edges == AUTO
+    half_auto = isinstance(half_life_weeks, str) and half_life_weeks == AUTO
+    for name, value in (("band_edges", band_edges), ("half_life_weeks", half_life_weeks)):
+        if isinstance(value, str) and value != AUTO:
+            raise ParameterError(f"{name} must be a number, None or 'auto', got {value!r}")
+    if not (edges_auto or half_auto):
+        return band_edges, half_life_weeks, None
+    from funnel_lab.model.selection import candidate_settings, choose_settings
+
+    candidates = candidate_settings(
+        crm,
+        band_edges=None if edges_auto else [band_edges],
+        half_lives=None if half_auto else [half_life_weeks],
+    )
+    choice = choose_settings(crm, candidates=candidates, random_seed=random_seed)
+    log.info("auto settings: %s", choice["candidate"])
+    return tuple(choice["band_edges"]), choice["half_life_weeks"], {
+        "candidate": choice["candidate"], "holdout_weeks": choice["holdout_weeks"]}
+
+
 def fit(
     crm: CRM,
     method: str = "conjugate",
@@ -97,10 +126,12 @@ def fit(
         :func:`funnel_lab.model.pooled.fit_pooled_draws` gives an exact total instead.
     random_seed : int or numpy.random.Generator, optional
         Same seed, same draws.
-    band_edges : sequence of int
-        Age-band lower edges in weeks (``(0,)``: no bands).
-    half_life_weeks : float, optional
-        Recency weighting of the data (tempered likelihood).
+    band_edges : sequence of int or "auto"
+        Age-band lower edges in weeks (``(0,)``: no bands). ``"auto"`` lets the held-out
+        check of :func:`funnel_lab.model.selection.choose_settings` choose (logged at INFO and
+        kept in ``posterior.settings["auto"]``); the command line's default.
+    half_life_weeks : float, None or "auto"
+        Recency weighting of the data (tempered likelihood); ``"auto"`` as for ``band_edges``.
     prior : Prior or mapping, optional
         Overrides of the default priors (:class:`funnel_lab.model.conjugate.Prior`).
     **pooled_kwargs
@@ -127,6 +158,8 @@ def fit(
     draws = _check_draws(draws)
     prior_obj = resolve_prior(_conjugate_part(prior, method))
     rng = np.random.default_rng(random_seed)
+    band_edges, half_life_weeks, auto = resolve_auto_settings(crm, band_edges, half_life_weeks,
+                                                              rng)
 
     stats = sufficient_statistics(crm, by=by, band_edges=band_edges,
                                   half_life_weeks=half_life_weeks)
@@ -150,6 +183,7 @@ def fit(
             for seg, st in stats.items()
         },
         **({"pooled": {k: v for k, v in pooled_kwargs.items()}} if pooled_kwargs else {}),
+        **({"auto": auto} if auto is not None else {}),
     }
     return Posterior(as_of=crm.as_of, method=method, segments=segments,
                      fingerprint=crm.fingerprint(), settings=settings, diagnostics=diagnostics)
