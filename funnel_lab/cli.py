@@ -1,7 +1,7 @@
 """The ``funnel-lab`` command line: parses arguments, calls the package, prints.
 
 Exit status: 0 on success, 2 for bad input or arguments (a short message, no traceback),
-1 for an unexpected failure. ``--json`` prints exactly one JSON document on stdout; logs and
+1 for an unexpected failure (including a notebook cell failing while a report renders). ``--json`` prints exactly one JSON document on stdout; logs and
 progress go to stderr.
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from funnel_lab.errors import FunnelLabError
+from funnel_lab.errors import FunnelLabError, ReportError
 
 __all__ = ["DEFAULT_DATA", "main"]
 
@@ -225,6 +225,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
+    except ReportError as exc:  # a notebook failed while running: not the user's input
+        print(f"funnel-lab {args.command}: {exc}", file=sys.stderr)
+        return 1
     except FunnelLabError as exc:
         print(f"funnel-lab {args.command}: {exc}", file=sys.stderr)
         return 2

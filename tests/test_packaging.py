@@ -73,7 +73,12 @@ def test_parser_reads_what_it_is_given():
     assert _split("Foo_Bar[extra]>=2") == ("foo-bar", ">=2")
 
 
-@pytest.mark.parametrize("module", ["funnel_lab", "funnel_lab.crm", "funnel_lab.errors"])
+PUBLIC_MODULES = ["funnel_lab", "funnel_lab.errors", "funnel_lab.markov", "funnel_lab.crm",
+                  "funnel_lab.simulate", "funnel_lab.model", "funnel_lab.forecast",
+                  "funnel_lab.charts", "funnel_lab.reports"]
+
+
+@pytest.mark.parametrize("module", PUBLIC_MODULES)
 def test_all_names_exist(module):
     mod = importlib.import_module(module)
     names = mod.__all__
