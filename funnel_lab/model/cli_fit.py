@@ -97,7 +97,8 @@ def format_summary(post: Posterior, tables: dict[str, pd.DataFrame], ci_prob: fl
                 f"{who}{c.stage[:15]:<16}"
                 f"{c.mean:>8.0%} [{c.lower:>4.0%}, {c.upper:>4.0%}]"
                 f"{w.mean:>8.0%} [{w.lower:>4.0%}, {w.upper:>4.0%}]"
-                f"{d.mean_days:>10.1f} [{d.lower:>5.1f}, {d.upper:>5.1f}]"
+                + (f"{d.mean_days:>10.1f} [{d.lower:>5.1f}, {d.upper:>5.1f}]"
+                   if math.isfinite(d.mean_days) else f"{'no exit observed':>24}")
             )
     return "\n".join(lines)
 
