@@ -1,7 +1,7 @@
 """Forecasts: posterior + today's deals -> Monte Carlo weeks of stages, wins and revenue.
 
 Layers: :mod:`~funnel_lab.forecast.transition` (one-week matrices) ->
-:mod:`~funnel_lab.forecast.engine` (counts engine, numpy only) and
+:mod:`~funnel_lab.forecast.engine` (counts engine, numpy and a numba-compiled loop) and
 :mod:`~funnel_lab.forecast.exact` (exact means) -> :mod:`~funnel_lab.forecast.api` (tidy
 tables) -> :mod:`~funnel_lab.forecast.command` (the ``funnel-lab forecast`` command).
 

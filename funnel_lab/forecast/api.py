@@ -197,7 +197,11 @@ def forecast(
     exact_ds = _dataset(posterior, crm.segments, {s: r[1] for s, r in results.items()},
                         week_end)
     deals = pd.concat(deal_tables, ignore_index=True) if deal_tables else pd.DataFrame()
-    deals = deals.sort_values("p_win_4w", ascending=False, kind="stable").reset_index(drop=True)
+    if len(deals):
+        # a stable descending order by one float column: argsort and take, several times
+        # faster than sort_values on a million deals with text columns
+        order = np.argsort(-deals["p_win_4w"].to_numpy(), kind="stable")
+        deals = deals.take(order).reset_index(drop=True)
     monthly = _monthly(sim_ds, crm.segments)
     monthly.attrs["note"] = MONTHLY_NOTE
     settings = {"horizon_weeks": horizon_weeks, "draws": n_draws, "lead_inflow": lead_inflow,
@@ -289,8 +293,11 @@ def _segment_inputs(sp: SegmentPosterior, tracked: pd.DataFrame, idx: np.ndarray
                     horizon_weeks: int, notes: list[str]) -> tuple[EngineInputs, _Cells, OneWeek]:
     funnel = sp.funnel
     seg = funnel.segment
-    order = {stage: i for i, stage in enumerate(funnel.states)}
-    state = tracked["stage"].map(order).to_numpy(dtype=np.int64)
+    state = _codes(tracked["stage"], funnel.states)
+    if (state < 0).any():
+        raise PosteriorMismatchError(
+            f"segment '{seg}': stage(s) {sorted(set(tracked['stage'][state < 0]))} not in the "
+            f"posterior's funnel {list(funnel.states)}")
     n_ages, _ = ages_of(sp.band_edges)
     age = age_index(tracked["age_days"].to_numpy(dtype=float), n_ages)
     group = _groups_of(sp, tracked, notes)
@@ -336,12 +343,26 @@ def _segment_inputs(sp: SegmentPosterior, tracked: pd.DataFrame, idx: np.ndarray
     return inputs, cells, weeks_m
 
 
+def _codes(values: pd.Series, labels: tuple[str, ...]) -> np.ndarray:
+    """Position of each value among ``labels`` (-1 if absent), int64.
+
+    Each distinct value is looked up once: ``Series.map`` with a dict or a Python loop takes
+    about half a second per million deals.
+
+    >>> _codes(pd.Series(["b", "a", "c", "b"]), ("a", "b"))
+    array([ 1,  0, -1,  1])
+    """
+    lookup = {label: i for i, label in enumerate(labels)}
+    codes, distinct = pd.factorize(values, use_na_sentinel=False)
+    return np.array([lookup.get(v, -1) for v in distinct], dtype=np.int64)[codes]
+
+
 def _groups_of(sp: SegmentPosterior, tracked: pd.DataFrame, notes: list[str]) -> np.ndarray:
     if sp.group_by is None or len(sp.groups) == 1:
         return np.zeros(len(tracked), dtype=np.int64)
-    lookup = {g: i for i, g in enumerate(sp.groups)}
-    names = tracked[sp.group_by].astype(str).to_numpy()
-    group = np.array([lookup.get(n, -1) for n in names], dtype=np.int64)
+    names = tracked[sp.group_by].astype(str)
+    group = _codes(names, sp.groups)
+    names = names.to_numpy()
     unknown = group < 0
     if unknown.any():
         fallback = int(np.argmax(np.asarray(sp.group_share).mean(axis=0)))
@@ -360,18 +381,14 @@ def _groups_of(sp: SegmentPosterior, tracked: pd.DataFrame, notes: list[str]) ->
 def _score_deals(cells: _Cells) -> pd.DataFrame:
     p = cells.p_win
     d = cells.deals
-    out = pd.DataFrame({
-        "deal_id": d["deal_id"].to_numpy(),
-        "segment": d["segment"].to_numpy(),
-        "owner": d["owner"].to_numpy(),
-        "team": d["team"].to_numpy(),
-        "stage": d["stage"].to_numpy(),
-        "amount": d["amount"].to_numpy(dtype=float),
-        "age_days": d["age_days"].to_numpy(dtype=float),
-        "p_win_4w": p[0][cells.group, cells.state, cells.age],
-        "p_win_13w": p[1][cells.group, cells.state, cells.age],
-    })
-    out["expected_value"] = cells.amount * out["p_win_13w"]
+    # the text columns keep their dtypes: rebuilding them from numpy object arrays re-infers
+    # the string dtype, over a second per million deals
+    out = d[["deal_id", "segment", "owner", "team", "stage"]].reset_index(drop=True)
+    out["amount"] = d["amount"].to_numpy(dtype=float)
+    out["age_days"] = d["age_days"].to_numpy(dtype=float)
+    out["p_win_4w"] = p[0][cells.group, cells.state, cells.age]
+    out["p_win_13w"] = p[1][cells.group, cells.state, cells.age]
+    out["expected_value"] = cells.amount * out["p_win_13w"].to_numpy()
     return out
 
 

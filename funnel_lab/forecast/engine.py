@@ -38,10 +38,14 @@ stage ``e`` with ``entry_probs``, at a uniformly random moment of the week; wher
 the end of the week is row ``e`` of ``integral_0^1 expm(Q u) du`` (band 0 rates), at age 0.
 By Poisson thinning the week's arrivals per end cell are independent Poisson counts.
 
-Sampling: one ``Generator.multinomial`` call per week splits every cell of every draw of a
-block of draws, with the categories of each cell in decreasing probability (numpy's
-multinomial stops at the first category that exhausts the count). Blocks of
-:data:`DRAW_BLOCK` draws each get their own child generator and may run in threads.
+Sampling: each cell's split is a multinomial drawn as a chain of conditional binomials over
+its categories in decreasing probability, which stops once the cell's deals are all placed;
+the last few deals of a cell draw their categories one uniform each. The loop over draws,
+weeks and cells is compiled (:mod:`funnel_lab.forecast._sampler`, numba; its exact binomial
+sampler is several times faster than numpy's for parameters that change at every call).
+Arrivals (they do not depend on the counts) and amounts are drawn with numpy before and after
+it. Blocks of :data:`DRAW_BLOCK` draws each get their own child generator and run in threads,
+so the numbers depend on the seed only, not on the number of threads.
 
 Amounts: ``n`` wins from amount class ``k`` bring the sum of ``n`` amounts drawn from the
 class, approximated by a gamma variable with the class's mean and within-class variance
@@ -51,7 +55,8 @@ Wins from new deals are first split among ``K_new`` equal-probability bins of th
 log-normal amount model (a multinomial), then valued the same way with each bin's
 conditional mean and variance. The mean revenue is exact either way.
 
-Dependency rule: numpy and scipy only; nothing here knows pandas or the CRM.
+Dependency rule: numpy, scipy and numba (through :mod:`funnel_lab.forecast._sampler`, imported
+on first use); nothing here knows pandas or the CRM.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import ndtr, ndtri
 
+from funnel_lab.errors import ParameterError
 from funnel_lab.forecast.transition import one_week
 
 __all__ = [
@@ -383,6 +389,10 @@ def run_engine(inputs: EngineInputs, weeks: int, random_seed=None, threads: int 
     rng = np.random.default_rng(random_seed)
     w = one_week(inputs.rates) if week_matrices is None else week_matrices
     pvals = cell_probabilities(w.move, w.stay, inputs.band_edges)
+    if not np.isfinite(pvals).all():
+        bad = np.unique(np.nonzero(~np.isfinite(pvals))[0])
+        raise ParameterError(f"the rates of {len(bad)} draw(s) (first: draw {bad[0]}) give "
+                             "non-finite one-week probabilities; check the posterior's rates")
 
     n_draws = inputs.n_draws
     starts = list(range(0, n_draws, DRAW_BLOCK))
@@ -408,11 +418,9 @@ def run_engine(inputs: EngineInputs, weeks: int, random_seed=None, threads: int 
 
 def _simulate_block(inputs: EngineInputs, pvals: np.ndarray, sl: slice, weeks: int,
                     rng: np.random.Generator) -> EngineResult:
-    d = pvals.shape[0]
-    _, n_groups, n_states, n_ages, n_cat = pvals.shape
+    d, n_groups, n_states, n_ages, _ = pvals.shape
     n_classes = inputs.init.shape[-1]
     won = inputs.won
-    live = np.array([s for s in range(n_states) if s != won])
     landing = inputs.landing[sl]
     new_amounts = inputs.new_amounts[sl]
     class_amounts = np.asarray(inputs.class_amounts, dtype=float)
@@ -421,62 +429,76 @@ def _simulate_block(inputs: EngineInputs, pvals: np.ndarray, sl: slice, weeks: i
     new_vars = (np.zeros_like(new_amounts) if inputs.new_variances is None
                 else inputs.new_variances[sl])
 
-    # counts (d, G, S, A, K + 1): the last class holds deals created during the forecast
-    counts = np.zeros((d, n_groups, n_states, n_ages, n_classes + 1), dtype=np.int64)
-    counts[..., :n_classes] = inputs.init[None]
-    counts[:, :, won] = 0
-    # Categories in decreasing probability per cell: numpy's multinomial stops at the first
-    # category that exhausts the count, so small cells cost a few binomials instead of C.
-    p_live = pvals[:, :, live]
-    order = np.argsort(-p_live, axis=-1, kind="stable")
-    unsort = np.argsort(order, axis=-1)[:, :, :, :, None, :]
-    shape = (d, n_groups, len(live), n_ages, n_classes + 1, n_cat)
-    live_p = np.ascontiguousarray(np.broadcast_to(
-        np.take_along_axis(p_live, order, axis=-1)[:, :, :, :, None, :], shape))
+    # cells (G, S, A, K + 1), flattened to (G * S * A, K + 1): the last class holds deals
+    # created during the forecast
+    init = np.zeros((n_groups, n_states, n_ages, n_classes + 1), dtype=np.int64)
+    init[..., :n_classes] = inputs.init
+    init[:, won] = 0
+    from funnel_lab.forecast._sampler import simulate_counts  # numba: imported on first use
 
+    plan = _move_plan(pvals, won)
+    # arrivals do not depend on the counts: drawn for all weeks at once
+    arrived = _arrivals(inputs, landing, sl, weeks, rng)  # (d, H, G, S)
     occupancy = np.zeros((d, weeks, 2, n_states), dtype=np.int64)
+    class_wins = np.zeros((d, weeks, n_classes + 1), dtype=np.int64)
+    simulate_counts(rng, init.reshape(-1, n_classes + 1), *plan, n_ages,
+                    np.ascontiguousarray(arrived.reshape(d, weeks, -1)), occupancy, class_wins)
+
     wins = np.zeros((d, weeks, 2), dtype=np.int64)
+    wins[..., PIPELINE] = class_wins[..., :n_classes].sum(axis=-1)
+    wins[..., NEW] = class_wins[..., n_classes] + arrived[..., won].sum(axis=-1)
     revenue = np.zeros((d, weeks, 2))
+    revenue[..., PIPELINE] = sum_of_amounts(class_wins[..., :n_classes], class_amounts,
+                                            class_vars, rng).sum(axis=-1)
     uniform_bins = np.full(new_amounts.shape[-1], 1.0 / new_amounts.shape[-1])
-
-    for t in range(weeks):
-        moved = np.take_along_axis(rng.multinomial(counts[:, :, live], live_p), unsort,
-                                   axis=-1)  # (d, G, S', A, K+1, C)
-        nxt = np.zeros_like(counts)
-        nxt[:, :, won, 0] = counts[:, :, won, 0]
-        entered = moved[..., :n_states].sum(axis=(2, 3))  # (d, G, K+1, S)
-        nxt[:, :, :, 0, :] += np.moveaxis(entered, -1, 2)
-        if n_cat > n_states:  # never left: one week older, the last age keeps its deals
-            older = moved[..., n_states]
-            nxt[:, :, live, 1:] += older[:, :, :, :-1]
-            nxt[:, :, live, -1] += older[:, :, :, -1]
-        week_wins = entered[..., won].sum(axis=1)  # (d, K+1)
-
-        arrived = _arrivals(inputs, landing, sl, rng)  # (d, G, S)
-        nxt[:, :, :, 0, n_classes] += arrived
-        new_wins = week_wins[:, n_classes] + arrived[:, :, won].sum(axis=1)
-
-        counts = nxt
-        per_state = counts.sum(axis=(1, 3))  # (d, S, K+1)
-        occupancy[:, t, PIPELINE] = per_state[..., :n_classes].sum(axis=-1)
-        occupancy[:, t, NEW] = per_state[..., n_classes]
-        wins[:, t, PIPELINE] = week_wins[:, :n_classes].sum(axis=-1)
-        wins[:, t, NEW] = new_wins
-        revenue[:, t, PIPELINE] = sum_of_amounts(week_wins[:, :n_classes], class_amounts,
-                                                 class_vars, rng).sum(axis=-1)
-        bins = rng.multinomial(new_wins, uniform_bins)
-        revenue[:, t, NEW] = sum_of_amounts(bins, new_amounts, new_vars, rng).sum(axis=-1)
+    bins = rng.multinomial(wins[..., NEW], uniform_bins)  # (d, H, K_new)
+    revenue[..., NEW] = sum_of_amounts(bins, new_amounts[:, None], new_vars[:, None],
+                                       rng).sum(axis=-1)
     return EngineResult(occupancy=occupancy, wins=wins, revenue=revenue)
 
 
-def _arrivals(inputs: EngineInputs, landing: np.ndarray, sl: slice,
+def _move_plan(pvals: np.ndarray, won: int) -> tuple[np.ndarray, ...]:
+    """Flattened cells and each moving cell's categories for :func:`simulate_counts`.
+
+    Categories are put in decreasing probability: the binomial chain stops once a cell's
+    deals are all placed, so small cells cost a few binomials instead of ``C``.
+    """
+    d, n_groups, n_states, n_ages, n_cat = pvals.shape
+    g, s, a = np.meshgrid(np.arange(n_groups), np.arange(n_states), np.arange(n_ages),
+                          indexing="ij")
+    cell = (g * n_states + s) * n_ages + a
+    moving = s != won
+    src = cell[moving]  # (L,) in (group, state, age) order
+    order = np.argsort(-pvals, axis=-1, kind="stable")[:, moving]  # (d, L, C)
+    probs = np.take_along_axis(pvals[:, moving], order, axis=-1)
+    tail = np.cumsum(probs[..., ::-1], axis=-1)[..., ::-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cond = np.where(tail > 0, np.minimum(probs / tail, 1.0), 1.0)
+    # category j < S: state j at age 0; category S: the same state, one week older
+    g_l, s_l, a_l = g[moving], s[moving], a[moving]
+    older = np.minimum(a_l + 1, n_ages - 1)
+    entered = (g_l[:, None] * n_states + np.arange(n_states)[None, :]) * n_ages
+    stayed = ((g_l * n_states + s_l) * n_ages + older)[:, None]
+    targets = np.concatenate([entered, stayed], axis=1)[:, :n_cat]  # (L, C) by category
+    dest = np.take_along_axis(np.broadcast_to(targets, order.shape), order, axis=-1)
+    hit = order == won
+    wins_at = np.where(hit.any(axis=-1), hit.argmax(axis=-1), -1)
+    won_cells = cell[:, won].ravel()
+    state_of = s.ravel()
+    return (src.astype(np.int64), np.ascontiguousarray(dest, dtype=np.int64),
+            np.ascontiguousarray(probs), np.ascontiguousarray(tail), np.ascontiguousarray(cond),
+            wins_at.astype(np.int64), won_cells.astype(np.int64), state_of.astype(np.int64))
+
+
+def _arrivals(inputs: EngineInputs, landing: np.ndarray, sl: slice, weeks: int,
               rng: np.random.Generator) -> np.ndarray:
-    """New deals of one week per (draw, group, end state)."""
-    if inputs.leads_per_week is None:
-        lam = inputs.arrival_rate[sl][:, None, None] * landing
-        return rng.poisson(lam)
+    """New deals of every week per (draw, week, group, end state)."""
     d = landing.shape[0]
+    shape = (d, weeks, *landing.shape[1:])
+    if inputs.leads_per_week is None:
+        lam = inputs.arrival_rate[sl][:, None, None, None] * landing[:, None]
+        return rng.poisson(np.broadcast_to(lam, shape)).astype(np.int64)
     whole = np.floor(inputs.leads_per_week)
-    n = whole + (rng.random(d) < inputs.leads_per_week - whole)
-    flat = rng.multinomial(n.astype(np.int64), landing.reshape(d, -1))
-    return flat.reshape(landing.shape)
+    n = whole + (rng.random((d, weeks)) < inputs.leads_per_week - whole)
+    flat = rng.multinomial(n.astype(np.int64), landing.reshape(d, 1, -1))
+    return flat.reshape(shape).astype(np.int64)
