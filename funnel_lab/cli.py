@@ -1,8 +1,8 @@
 """The ``funnel-lab`` command line: parses arguments, calls the package, prints.
 
 Exit status: 0 on success, 2 for bad input or arguments (a short message, no traceback),
-1 for an unexpected failure (including a notebook cell failing while a report renders). ``--json`` prints exactly one JSON document on stdout; logs and
-progress go to stderr.
+1 for an unexpected failure (including a notebook cell failing while a report renders).
+``--json`` prints exactly one JSON document on stdout; logs and progress go to stderr.
 """
 
 from __future__ import annotations

@@ -70,8 +70,8 @@ def fit_key(crm: Any, settings: dict[str, Any]) -> str:
     """
     from funnel_lab import __version__
 
-    doc = {"version": [CACHE_VERSION, __version__], "fingerprint": crm.fingerprint(), "as_of": str(crm.as_of),
-           "settings": _canonical(settings)}
+    doc = {"version": [CACHE_VERSION, __version__], "fingerprint": crm.fingerprint(),
+           "as_of": str(crm.as_of), "settings": _canonical(settings)}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:24]
 
 
