@@ -21,6 +21,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from funnel_lab.crm.funnel import Funnel
@@ -94,15 +95,53 @@ class CRM:
         Returns one row per deal with ``stage``, ``entered_at`` and ``age_days`` (time in
         that stage at ``as_of``) joined to the deal columns.
         """
-        last = self.events.groupby("deal_id", sort=False).tail(1)[["deal_id", "stage",
-                                                                    "entered_at"]]
-        out = self.deals.merge(last, on="deal_id", how="left", validate="one_to_one")
+        out = self._current_stage_fast()
+        if out is None:
+            last = self.events.groupby("deal_id", sort=False).tail(1)[["deal_id", "stage",
+                                                                        "entered_at"]]
+            out = self.deals.merge(last, on="deal_id", how="left", validate="one_to_one")
         out["age_days"] = (self.as_of - out["entered_at"]) / pd.Timedelta(days=1)
+        return out
+
+    def _current_stage_fast(self) -> pd.DataFrame | None:
+        """The left merge of :meth:`current_stage` by position, or None to use the merge.
+
+        Handles the usual case (deal ids unique, every deal has an event, no clashing column
+        names) with integer positions; anything else goes through the merge, which keeps its
+        errors and its missing-value rules.
+        """
+        deals, events = self.deals, self.events
+        if any(c in deals.columns for c in ("stage", "entered_at")) or not len(events):
+            return None
+        # one factorize of both id columns (fast on arrow strings), then integer positions
+        n_deals = len(deals)
+        codes, ids = pd.factorize(pd.concat([deals["deal_id"], events["deal_id"]],
+                                            ignore_index=True))
+        deal_code, event_code = codes[:n_deals], codes[n_deals:]
+        if (deal_code < 0).any() or np.bincount(deal_code, minlength=len(ids)).max() > 1:
+            return None  # missing or repeated deal ids: the merge decides
+        last = np.full(len(ids), -1, dtype=np.int64)
+        np.maximum.at(last, event_code, np.arange(len(event_code)))  # each deal's last row
+        at = last[deal_code]
+        if (at < 0).any():
+            return None  # a deal without events: NaN stage, the merge's rules
+        out = deals.reset_index(drop=True)
+        out = out.assign(stage=events["stage"].take(at).reset_index(drop=True),
+                         entered_at=events["entered_at"].take(at).reset_index(drop=True))
         return out
 
     def open_deals(self) -> pd.DataFrame:
         """The deals sitting in an open stage at ``as_of`` (see :meth:`current_stage`)."""
         cur = self.current_stage()
-        is_open = [self.funnels[s].is_open(st) for s, st in zip(cur["segment"], cur["stage"],
-                                                              strict=True)]
+        seg, seg_names = pd.factorize(cur["segment"])
+        if (seg >= 0).all() and set(seg_names) <= set(self.funnels):
+            stage, stage_names = pd.factorize(cur["stage"])
+            # (segment, stage) -> open; the extra last column is a missing stage (code -1)
+            table = np.zeros((len(seg_names), len(stage_names) + 1), dtype=bool)
+            for k, name in enumerate(seg_names):
+                table[k, :-1] = [self.funnels[name].is_open(st) for st in stage_names]
+            is_open = table[seg, stage]
+        else:  # a segment without a funnel: the KeyError of the plain loop
+            is_open = [self.funnels[s].is_open(st) for s, st in zip(cur["segment"],
+                                                                  cur["stage"], strict=True)]
         return cur.loc[is_open].reset_index(drop=True)

@@ -65,6 +65,9 @@ UNASSIGNED = "(unassigned)"
 _ROW = "_row"  # 0-based position of a row in its source table, kept to name lines in errors
 _DATE_HINT = "a date or time like 2024-03-31 or 2024-03-31T14:05:00"
 _FUNNEL_KEYS = ("stages", "won", "lost", "cold_after_days")
+_ARROW_STR = pd.StringDtype("pyarrow", na_value=np.nan)  # the default "str" dtype
+# every line boundary of str.splitlines
+_LINE_BREAK = re.compile("\r\n|[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 _OTHER_DELIMITERS = {";": "';' (semicolon)", "\t": "a tab", "|": "'|' (pipe)"}
 
 
@@ -409,7 +412,7 @@ def _read_csv(path: Path, src: _Source, required: tuple[str, ...]) -> pd.DataFra
         line = raw[: exc.start].count(b"\n") + 1
         raise DataError(f"is not UTF-8 text (byte 0x{raw[exc.start]:02x} cannot be decoded); "
                         "save the file as UTF-8", path=src.label, line=line) from None
-    header = text.splitlines()[0]
+    header = _LINE_BREAK.split(text, maxsplit=1)[0]  # = text.splitlines()[0], without the copy
     fields = [f.strip().strip('"').lower() for f in header.split(",")]
     if not any(c in fields for c in required):
         for delim, name in _OTHER_DELIMITERS.items():
@@ -469,6 +472,9 @@ def _check_columns(frame: pd.DataFrame, src: _Source, required: tuple[str, ...])
 
 def _text(s: pd.Series) -> pd.Series:
     """Strings without surrounding blanks; missing values become ''."""
+    if s.dtype == _ARROW_STR:
+        # the general path below ends in the same arrow strip; skip its round trip via object
+        return s.fillna("").str.strip()
     if pd.api.types.is_float_dtype(s):
         vals = s.to_numpy(dtype=float, na_value=np.nan)
         finite = vals[np.isfinite(vals)]
@@ -482,7 +488,10 @@ def _isin(values: pd.Series, allowed: Any) -> np.ndarray:
     """``values.isin(allowed)`` as a bool array; much faster than isin on arrow strings."""
     index = pd.Index(pd.unique(np.asarray(list(allowed) if isinstance(allowed, set | dict)
                                           else allowed, dtype=object)))
-    return index.get_indexer(np.asarray(values, dtype=object)) >= 0
+    # look up each distinct value once; code -1 (missing) is never allowed
+    codes, uniques = pd.factorize(pd.Series(values, copy=False).reset_index(drop=True))
+    found = index.get_indexer(np.asarray(uniques, dtype=object)) >= 0
+    return np.append(found, False)[codes]
 
 
 def _first_bad(mask: pd.Series | np.ndarray) -> int:
@@ -535,7 +544,6 @@ def _parse_amount(frame: pd.DataFrame, src: _Source) -> pd.Series:
                      column="amount")
     if pd.api.types.is_numeric_dtype(s):
         out = s.astype(float)
-        text = out.astype(str)
     else:
         text = _text(s)
         out = pd.to_numeric(text.where(text != "", None), errors="coerce").astype(float)
@@ -559,7 +567,7 @@ def _parse_deals(frame: pd.DataFrame, src: _Source) -> pd.DataFrame:
     out = pd.DataFrame({_ROW: frame[_ROW].to_numpy()})
     for col in ("deal_id", "segment", "owner", "team", *OPTIONAL_DEAL_COLUMNS):
         if col in frame.columns:
-            out[col] = _text(frame[col]).to_numpy()
+            out[col] = _text(frame[col]).array  # no round trip via Python objects
     out["deal_id"] = out["deal_id"].astype("str")
     _check_blank(out, "deal_id", src, "a deal id")
     _check_blank(out, "segment", src, "a segment name")
@@ -573,8 +581,8 @@ def _parse_deals(frame: pd.DataFrame, src: _Source) -> pd.DataFrame:
 
 def _parse_events(frame: pd.DataFrame, src: _Source) -> pd.DataFrame:
     out = pd.DataFrame({_ROW: frame[_ROW].to_numpy()})
-    out["deal_id"] = _text(frame["deal_id"]).to_numpy()
-    out["stage"] = _text(frame["stage"]).to_numpy()
+    out["deal_id"] = _text(frame["deal_id"]).array  # no round trip via Python objects
+    out["stage"] = _text(frame["stage"]).array
     _check_blank(out, "deal_id", src, "the id of a deal in the deals table")
     _check_blank(out, "stage", src, "a stage name")
     out["entered_at"] = _parse_dates(frame, "entered_at", src, allow_blank=False).to_numpy()
@@ -634,19 +642,21 @@ def _build(deals_in: pd.DataFrame, events_in: pd.DataFrame, funnels: dict[str, F
     events = _parse_events(events_in, event_src)
     deals = _dedupe_deals(deals, deal_src, report)
     events = _dedupe_events(events, report)
-    _check_known_deals(deals, events, event_src)
-    deals = _repair_created_at(deals, events, deal_src, report)
+    pos = _check_known_deals(deals, events, event_src)
+    deals = _repair_created_at(deals, events, pos, deal_src, report)
+    deals, events, segs = _add_deal_codes(deals, events, pos)
 
     if funnels is None:
-        funnels = _infer_funnels(deals, events, report)
-    _check_funnels(deals, events, funnels, deal_src, event_src, funnel_label)
-    idle = sorted(set(funnels) - set(deals["segment"]))
+        funnels = _infer_funnels(events, segs, report)
+    events, codes = _check_funnels(deals, events, segs, funnels, deal_src, event_src,
+                                   funnel_label)
+    idle = sorted(set(funnels) - set(codes.segs))
     if idle:
         report.notes.append(f"funnels without any deal (not used): {', '.join(idle)}.")
-    funnels = {seg: funnels[seg] for seg in sorted(set(deals["segment"]))}
+    funnels = {seg: funnels[seg] for seg in codes.segs}
 
-    events = _order_events(events, deals, funnels, event_src, report)
-    _check_after_won(events, deals, funnels, event_src)
+    events = _order_events(events, codes, funnels, event_src, report)
+    _check_after_won(events, codes, event_src)
 
     if as_of_ts is None:
         as_of_ts = _end_of_day(events["entered_at"].max())
@@ -655,20 +665,22 @@ def _build(deals_in: pd.DataFrame, events_in: pd.DataFrame, funnels: dict[str, F
     if deals.empty:
         raise DataError(f"no deal was created at or before as_of = {as_of_ts}; expected "
                         "an as_of after the first deal", path=label)
-    funnels = {seg: funnels[seg] for seg in sorted(set(deals["segment"]))}
+    funnels = {seg: funnels[seg] for seg in _deal_segments(deals, codes)}
 
     deals = _fill_unassigned(deals, report)
-    events = _impute_first_stage(deals, events, funnels, report)
+    events = _impute_first_stage(deals, events, codes, report)
     events = _drop_repeats(events, report)
-    funnels, events = _gone_cold(deals, events, funnels, as_of_ts, cold_after_days, report)
-    events = _sort(events, deals, funnels)
+    funnels, events = _gone_cold(events, funnels, codes, as_of_ts, cold_after_days, report)
+    events = _sort(events)
 
     amount_missing = int(deals["amount"].isna().sum())
     report.add("missing_amount", amount_missing, f"{amount_missing} deals have no amount (the "
                "amount model fills them in forecasts).")
-    _find_problems(deals, events, funnels, report)
+    _find_problems(deals, events, funnels, codes, report)
     cols = [c for c in (*DEAL_COLUMNS, *OPTIONAL_DEAL_COLUMNS) if c in deals.columns]
-    deals = deals[cols].sort_values("deal_id", kind="stable").reset_index(drop=True)
+    # _KEY is the rank of deal_id: the same order as sorting by deal_id
+    deals = deals[cols].take(np.argsort(deals[_KEY].to_numpy(), kind="stable")) \
+        .reset_index(drop=True)
     events = events[[*EVENT_COLUMNS, "imputed"]].reset_index(drop=True)
     log.info("read %s deals and %s events at as_of %s", len(deals), len(events), as_of_ts)
     return CRM(deals=deals, events=events, funnels=funnels, as_of=as_of_ts, report=report,
@@ -717,8 +729,16 @@ def _dedupe_events(events: pd.DataFrame, report: ValidationReport) -> pd.DataFra
     return events.loc[~dup].reset_index(drop=True)
 
 
-def _check_known_deals(deals: pd.DataFrame, events: pd.DataFrame, src: _Source) -> None:
-    unknown = ~_isin(events["deal_id"], deals["deal_id"])
+def _check_known_deals(deals: pd.DataFrame, events: pd.DataFrame, src: _Source) -> np.ndarray:
+    """Each event's row in ``deals`` (deal ids are unique by now); an unknown deal is an error."""
+    # one factorize of both id columns: far faster than an Index look-up of arrow strings
+    # (or of fresh Python strings, whose hashes are not cached yet)
+    codes, ids = pd.factorize(pd.concat([deals["deal_id"], events["deal_id"]],
+                                        ignore_index=True))
+    row = np.full(len(ids), -1, dtype=np.int64)
+    row[codes[:len(deals)]] = np.arange(len(deals))
+    pos = row[codes[len(deals):]]
+    unknown = pos < 0
     if unknown.any():
         i = _first_bad(unknown)
         n = int(events.loc[unknown, "deal_id"].nunique())
@@ -726,13 +746,18 @@ def _check_known_deals(deals: pd.DataFrame, events: pd.DataFrame, src: _Source) 
                      f"event of a deal that is not in the deals table ({n} unknown deal id"
                      f"{'s' if n > 1 else ''} in all); expected every event's deal_id in deals",
                      column="deal_id", deal_id=events["deal_id"].iat[i])
+    return pos
 
 
-def _repair_created_at(deals: pd.DataFrame, events: pd.DataFrame, src: _Source,
-                       report: ValidationReport) -> pd.DataFrame:
+def _repair_created_at(deals: pd.DataFrame, events: pd.DataFrame, pos: np.ndarray,
+                       src: _Source, report: ValidationReport) -> pd.DataFrame:
     """Blank created_at: the first event; created after the first event: moved back to it."""
-    first = events.groupby("deal_id")["entered_at"].min()
-    first_of = deals["deal_id"].map(first)
+    when = events["entered_at"].to_numpy()
+    nat = np.iinfo(np.int64).min  # NaT as int64; entered_at is never NaT
+    first = np.full(len(deals), np.iinfo(np.int64).max)
+    np.minimum.at(first, pos, np.asarray(when).view(np.int64))
+    first[first == np.iinfo(np.int64).max] = nat
+    first_of = pd.Series(first.view(when.dtype), index=deals.index)
     blank = deals["created_at"].isna()
     no_info = blank & first_of.isna()
     if no_info.any():
@@ -756,20 +781,41 @@ _WON_NAMES = ("won", "closed won", "closed-won", "closed_won", "closedwon", "win
 _LOST_NAMES = ("lost", "closed lost", "closed-lost", "closed_lost", "closedlost", "loss")
 
 
-def _infer_funnels(deals: pd.DataFrame, events: pd.DataFrame,
+def _infer_funnels(events: pd.DataFrame, segs: tuple[str, ...],
                    report: ValidationReport) -> dict[str, Funnel]:
-    """Order each segment's stages by the median position of their first entry in histories."""
-    ev = events.merge(deals[["deal_id", "segment"]], on="deal_id", how="left")
-    ev = ev.sort_values(["deal_id", "entered_at"], kind="stable")
+    """Order each segment's stages by the median position of their first entry in histories.
+
+    Works on the integer codes of :func:`_add_deal_codes`; stage names are coded in sorted
+    order, so grouping by code groups (and sorts) like grouping by name.
+    """
+    when = events["entered_at"].to_numpy()
+    by_time = np.lexsort((np.asarray(when).view(np.int64), events[_DEAL].to_numpy()))
+    deal = events[_DEAL].to_numpy()[by_time]
+    seg_of = events[_SEG].to_numpy()[by_time]
+    when = when[by_time]
+    stage, stage_names = pd.factorize(events["stage"].to_numpy(dtype=object)[by_time],
+                                      sort=True)
+    stage_names = np.asarray(stage_names, dtype=object)
     funnels = {}
-    for seg, grp in ev.groupby("segment", sort=True):
-        names = sorted(set(grp["stage"]))
+    for k in np.unique(seg_of):
+        seg = segs[k]
+        in_seg = seg_of == k
+        names = [str(n) for n in stage_names[np.unique(stage[in_seg])]]
         won = _pick_name(names, _WON_NAMES, "Won")
         lost = _pick_name(names, _LOST_NAMES, "Lost")
-        first = grp.loc[~_isin(grp["stage"], [won, lost])].drop_duplicates(["deal_id", "stage"])
-        first = first.assign(pos=first.groupby("deal_id").cumcount())
+        closed = [i for i, n in enumerate(stage_names) if n in (won, lost)]
+        keep = in_seg & ~np.isin(stage, closed)
+        first = pd.DataFrame({"deal": deal[keep], "stage": stage[keep], "entered_at": when[keep]})
+        first = first.loc[~first.duplicated(["deal", "stage"]).to_numpy()]
+        d = first["deal"].to_numpy()
+        row = np.arange(len(d))
+        start = np.ones(len(d), dtype=bool)
+        start[1:] = d[1:] != d[:-1]  # rows are sorted by deal: cumcount within deal
+        first = first.assign(pos=row - np.maximum.accumulate(np.where(start, row, 0)))
         stats = first.groupby("stage")["pos"].agg(["median", "mean"])
         stats["t"] = first.groupby("stage")["entered_at"].min()
+        stats.index = pd.Index([str(n) for n in stage_names[stats.index.to_numpy()]],
+                               name="stage")
         stages = tuple(stats.sort_values(["median", "mean", "t"]).index)
         if not stages:
             stages = ("Open",)  # a segment whose deals all closed at once: a placeholder stage
@@ -787,8 +833,48 @@ def _pick_name(names: list[str], candidates: tuple[str, ...], default: str) -> s
     return hits[0] if len(hits) == 1 else default
 
 
-def _check_funnels(deals: pd.DataFrame, events: pd.DataFrame, funnels: dict[str, Funnel],
-                   deal_src: _Source, event_src: _Source, funnel_label: str | None) -> None:
+# Integer codes carried by the tables from the funnel check on, so that sorting, grouping and
+# look-ups run on int arrays instead of strings: deals get _KEY (rank of deal_id in sorted
+# order) and _SEG (segment code); events get _DEAL (their deal's _KEY), _SEG and _ORD (position
+# of the stage in the segment's funnel states). The output tables drop these columns.
+_KEY = "_key"
+_DEAL = "_deal"
+_SEG = "_seg"
+_ORD = "_ord"
+
+
+@dataclass(frozen=True)
+class _Codes:
+    """What the integer codes stand for: segment names (sorted) and per-segment lookups."""
+
+    segs: tuple[str, ...]
+    n_open: np.ndarray  # per segment code: number of open stages (won = n_open, lost = +1)
+    first_stage: np.ndarray  # per segment code: the first open stage (object array)
+    n_deals: int  # deal keys are 0 .. n_deals - 1
+
+    def code(self, seg: str) -> int:
+        return self.segs.index(seg)
+
+
+def _add_deal_codes(deals: pd.DataFrame, events: pd.DataFrame,
+                    pos: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame, tuple[str, ...]]:
+    """Add _KEY, _SEG to deals and _DEAL, _SEG to events; return the segment names.
+
+    ``pos`` is each event's row in ``deals`` (from :func:`_check_known_deals`).
+    """
+    deal_seg, seg_names = pd.factorize(deals["segment"].to_numpy(dtype=object), sort=True)
+    key = np.empty(len(deals), dtype=np.int64)
+    key[deals["deal_id"].argsort(kind="stable").to_numpy()] = np.arange(len(deals))
+    deal_seg = deal_seg.astype(np.int64)
+    deals = deals.assign(**{_KEY: key, _SEG: deal_seg})
+    events = events.assign(**{_DEAL: key[pos], _SEG: deal_seg[pos]})
+    return deals, events, tuple(str(s) for s in seg_names)
+
+
+def _check_funnels(deals: pd.DataFrame, events: pd.DataFrame, segs: tuple[str, ...],
+                   funnels: dict[str, Funnel], deal_src: _Source, event_src: _Source,
+                   funnel_label: str | None) -> tuple[pd.DataFrame, _Codes]:
+    """Check every segment has a funnel and every stage is in it; add the funnel order _ORD."""
     missing = ~_isin(deals["segment"], list(funnels))
     if missing.any():
         i = _first_bad(missing)
@@ -798,48 +884,63 @@ def _check_funnels(deals: pd.DataFrame, events: pd.DataFrame, funnels: dict[str,
                      f"{funnel_label or 'the funnel definitions'} (segments without one: "
                      f"{segs}); expected one of {sorted(funnels)}", column="segment",
                      deal_id=deals["deal_id"].iat[i], cls=FunnelDefinitionError)
-    seg_of = events["deal_id"].map(deals.set_index("deal_id")["segment"])
-    for seg, idx in events.groupby(seg_of.to_numpy(), sort=True).groups.items():
-        states = funnels[seg].states
-        bad = ~_isin(events.loc[idx, "stage"], states)
-        if bad.any():
-            row = events.loc[idx].loc[bad].iloc[0]
-            raise _error(event_src, int(row[_ROW]),
-                         f"stage {row['stage']!r} is not in the funnel of segment {seg!r}; "
-                         f"expected one of {list(states)}", column="stage",
-                         deal_id=row["deal_id"])
+    vocab = pd.Index(pd.unique(np.array([st for s in segs for st in funnels[s].states],
+                                        dtype=object)))
+    table = np.full((len(segs), len(vocab)), -1, dtype=np.int64)
+    for k, s in enumerate(segs):
+        table[k, vocab.get_indexer(np.array(funnels[s].states, dtype=object))] = \
+            np.arange(len(funnels[s].states))
+    ev_seg = events[_SEG].to_numpy()
+    stage_code = vocab.get_indexer(events["stage"].to_numpy(dtype=object))
+    order = np.where(stage_code >= 0, table[ev_seg, stage_code], -1)
+    bad = order < 0
+    if bad.any():
+        # the first bad event of the first segment (by name) that has one
+        k = int(ev_seg[bad].min())
+        row = events.iloc[_first_bad(bad & (ev_seg == k))]
+        raise _error(event_src, int(row[_ROW]),
+                     f"stage {row['stage']!r} is not in the funnel of segment {segs[k]!r}; "
+                     f"expected one of {list(funnels[segs[k]].states)}", column="stage",
+                     deal_id=row["deal_id"])
+    codes = _Codes(segs=segs, n_open=np.array([funnels[s].n_open for s in segs], dtype=np.int64),
+                   first_stage=np.array([funnels[s].stages[0] for s in segs], dtype=object),
+                   n_deals=len(deals))
+    return events.assign(**{_ORD: order}), codes
 
 
-def _order_key(events: pd.DataFrame, deals: pd.DataFrame,
-               funnels: dict[str, Funnel]) -> np.ndarray:
-    seg_of = events["deal_id"].map(deals.set_index("deal_id")["segment"])
-    keys = pd.MultiIndex.from_tuples(
-        [(seg, st) for seg, f in funnels.items() for st in f.states], names=["segment", "stage"])
-    order = np.array([i for f in funnels.values() for i in range(len(f.states))], dtype=np.int64)
-    pos = keys.get_indexer(pd.MultiIndex.from_arrays([seg_of.to_numpy(),
-                                                      events["stage"].to_numpy()]))
-    return np.where(pos >= 0, order[pos], -1)
+def _deal_segments(deals: pd.DataFrame, codes: _Codes) -> list[str]:
+    """The segments (sorted) that have at least one deal."""
+    return [codes.segs[k] for k in np.unique(deals[_SEG].to_numpy())]
 
 
-def _outcomes(events: pd.DataFrame, deals: pd.DataFrame,
-              funnels: dict[str, Funnel]) -> tuple[np.ndarray, np.ndarray]:
+def _outcomes(events: pd.DataFrame, codes: _Codes) -> tuple[np.ndarray, np.ndarray]:
     """Boolean arrays: the event enters its segment's won stage / its lost stage."""
-    order = _order_key(events, deals, funnels)
-    n_open = events["deal_id"].map(deals.set_index("deal_id")["segment"]) \
-        .map({seg: f.n_open for seg, f in funnels.items()}).to_numpy(dtype=np.int64)
+    order = events[_ORD].to_numpy()
+    n_open = codes.n_open[events[_SEG].to_numpy()]
     return order == n_open, order == n_open + 1
 
 
-def _sort(events: pd.DataFrame, deals: pd.DataFrame, funnels: dict[str, Funnel]) -> pd.DataFrame:
-    events = events.assign(_order=_order_key(events, deals, funnels))
-    events = events.sort_values(["deal_id", "entered_at", "_order"], kind="stable")
-    return events.drop(columns="_order").reset_index(drop=True)
+def _sort(events: pd.DataFrame) -> pd.DataFrame:
+    """Sort by deal_id, entered_at, then funnel order (stable, like a stable sort_values)."""
+    deal, rank = events[_DEAL].to_numpy(), events[_ORD].to_numpy()
+    when = np.asarray(events["entered_at"].to_numpy()).view(np.int64)
+    # already in order (a stable sort would change nothing): skip the sort and the copy
+    d0, d1, t0, t1 = deal[:-1], deal[1:], when[:-1], when[1:]
+    if ((d1 > d0) | ((d1 == d0) & ((t1 > t0) | ((t1 == t0) & (rank[1:] >= rank[:-1]))))).all():
+        return events.reset_index(drop=True)
+    order = np.lexsort((rank, when, deal))
+    return events.take(order).reset_index(drop=True)
 
 
-def _order_events(events: pd.DataFrame, deals: pd.DataFrame, funnels: dict[str, Funnel],
+def _order_events(events: pd.DataFrame, codes: _Codes, funnels: dict[str, Funnel],
                   src: _Source, report: ValidationReport) -> pd.DataFrame:
-    events = _sort(events, deals, funnels)
-    tied = events.duplicated(["deal_id", "entered_at"], keep=False)
+    events = _sort(events)
+    deal = events[_DEAL].to_numpy()
+    when = np.asarray(events["entered_at"].to_numpy()).view(np.int64)
+    same = (deal[1:] == deal[:-1]) & (when[1:] == when[:-1])  # same moment as the row before
+    tied = np.zeros(len(events), dtype=bool)
+    tied[1:] |= same
+    tied[:-1] |= same
     n_tied = int(tied.sum())
     note = None
     if n_tied:
@@ -847,14 +948,16 @@ def _order_events(events: pd.DataFrame, deals: pd.DataFrame, funnels: dict[str, 
                 "ordered along the funnel (open stages in order, then Won, then Lost).")
         log.info("%s", note)
     report.add("tied_events", n_tied, note)
-    seg_of = events["deal_id"].map(deals.set_index("deal_id")["segment"])
-    won, lost = _outcomes(events, deals, funnels)
-    key = events[["deal_id", "entered_at"]].assign(won=won, lost=lost)
-    both = key.groupby(["deal_id", "entered_at"], sort=False)[["won", "lost"]].transform("any")
-    clash = (both["won"] & both["lost"]).to_numpy() & lost
+    won, lost = _outcomes(events, codes)
+    group = np.cumsum(np.r_[True, ~same]) - 1  # one group per (deal, moment)
+    won_at = np.zeros(group[-1] + 1 if len(group) else 0, dtype=bool)
+    lost_at = won_at.copy()
+    won_at[group[won]] = True
+    lost_at[group[lost]] = True
+    clash = won_at[group] & lost_at[group] & lost
     if clash.any():
         i = _first_bad(clash)
-        f = funnels[seg_of.iat[i]]
+        f = funnels[codes.segs[int(events[_SEG].iat[i])]]
         raise _error(src, int(events[_ROW].iat[i]),
                      f"the deal enters {f.won!r} and {f.lost!r} at the same moment "
                      f"({events['entered_at'].iat[i]}); expected one outcome at a time",
@@ -862,20 +965,24 @@ def _order_events(events: pd.DataFrame, deals: pd.DataFrame, funnels: dict[str, 
     return events
 
 
-def _check_after_won(events: pd.DataFrame, deals: pd.DataFrame, funnels: dict[str, Funnel],
-                     src: _Source) -> None:
-    won = pd.Series(_outcomes(events, deals, funnels)[0], index=events.index)
+def _check_after_won(events: pd.DataFrame, codes: _Codes, src: _Source) -> None:
+    """Events are sorted by deal (see :func:`_order_events`)."""
+    won = _outcomes(events, codes)[0]
+    deal = events[_DEAL].to_numpy()
     # a repeated Won entry is harmless (dropped later as a repeat); anything else after Won is not
-    seen = won.groupby(events["deal_id"]).cumsum() - won.astype(int)
+    total = np.cumsum(won)
+    start = np.r_[True, deal[1:] != deal[:-1]]
+    before = (total - won)[start][np.cumsum(start) - 1]  # Won entries of earlier deals
+    seen = total - before - won
     after = (seen > 0) & ~won
     if after.any():
         i = _first_bad(after)
-        deal = events["deal_id"].iat[i]
-        won_at = events.loc[won & (events["deal_id"] == deal), "entered_at"].min()
+        deal_id = events["deal_id"].iat[i]
+        won_at = events.loc[won & (deal == deal[i]), "entered_at"].min()
         raise _error(src, int(events[_ROW].iat[i]),
                      f"the deal enters {events['stage'].iat[i]!r} at "
                      f"{events['entered_at'].iat[i]} after it was won at {won_at}; expected no "
-                     "event after Won (Won is final)", column="stage", deal_id=deal)
+                     "event after Won (Won is final)", column="stage", deal_id=deal_id)
 
 
 def _cut_at(deals: pd.DataFrame, events: pd.DataFrame, as_of: pd.Timestamp,
@@ -890,9 +997,11 @@ def _cut_at(deals: pd.DataFrame, events: pd.DataFrame, as_of: pd.Timestamp,
             events.loc[~late_events].reset_index(drop=True))
 
 
-def _impute_first_stage(deals: pd.DataFrame, events: pd.DataFrame, funnels: dict[str, Funnel],
+def _impute_first_stage(deals: pd.DataFrame, events: pd.DataFrame, codes: _Codes,
                         report: ValidationReport) -> pd.DataFrame:
-    bare = deals.loc[~_isin(deals["deal_id"], events["deal_id"])]
+    has_events = np.zeros(codes.n_deals, dtype=bool)
+    has_events[events[_DEAL].to_numpy()] = True
+    bare = deals.loc[~has_events[deals[_KEY].to_numpy()]]
     report.add("deals_without_events", len(bare),
                f"{len(bare)} deals have no events (at as_of); each enters its segment's first "
                "stage at created_at (imputed).")
@@ -901,37 +1010,48 @@ def _impute_first_stage(deals: pd.DataFrame, events: pd.DataFrame, funnels: dict
     add = pd.DataFrame({
         _ROW: -1,
         "deal_id": bare["deal_id"].to_numpy(),
-        "stage": [funnels[s].stages[0] for s in bare["segment"]],
+        "stage": codes.first_stage[bare[_SEG].to_numpy()],
         "entered_at": bare["created_at"].to_numpy(),
         "imputed": True,
+        _DEAL: bare[_KEY].to_numpy(),
+        _SEG: bare[_SEG].to_numpy(),
+        _ORD: 0,
     })
-    out = pd.concat([events, add.astype({"deal_id": "str", "stage": "str"})], ignore_index=True)
-    return _sort(out, deals, funnels)
+    # appended unsorted: these deals have no other rows, so dropping repeats and finding each
+    # deal's last event work as on sorted rows, and _build sorts once at the end (the sort
+    # keys deal, time, funnel order never tie here, so the result is the same)
+    return pd.concat([events, add.astype({"deal_id": "str", "stage": "str"})],
+                     ignore_index=True)
 
 
 def _drop_repeats(events: pd.DataFrame, report: ValidationReport) -> pd.DataFrame:
     """A stage entered again without leaving it is no move: keep the first entry."""
-    same = (events["deal_id"] == events["deal_id"].shift()) & (
-        events["stage"] == events["stage"].shift())
+    deal = events[_DEAL].to_numpy()
+    order = events[_ORD].to_numpy()  # one segment per deal: same order = same stage
+    same = np.zeros(len(events), dtype=bool)
+    same[1:] = (deal[1:] == deal[:-1]) & (order[1:] == order[:-1])
     report.add("repeated_stage_entries", int(same.sum()),
                f"{int(same.sum())} events re-enter the stage the deal is already in; the "
                "later entries are dropped.")
-    return events.loc[~same.to_numpy()].reset_index(drop=True)
+    return events.loc[~same].reset_index(drop=True)
 
 
-def _gone_cold(deals: pd.DataFrame, events: pd.DataFrame, funnels: dict[str, Funnel],
+def _gone_cold(events: pd.DataFrame, funnels: dict[str, Funnel], codes: _Codes,
                as_of: pd.Timestamp, cold_after_days: float | None,
                report: ValidationReport) -> tuple[dict[str, Funnel], pd.DataFrame]:
-    seg_of = events["deal_id"].map(deals.set_index("deal_id")["segment"])
-    last = events.groupby("deal_id", sort=False).tail(1)
-    last_seg = seg_of.loc[last.index]
+    """Events are sorted by deal: a deal's last event is its last row."""
+    seg_of = events[_SEG].to_numpy()
+    order = events[_ORD].to_numpy()
+    deal = events[_DEAL].to_numpy()
+    is_last = np.r_[deal[1:] != deal[:-1], True] if len(deal) else np.zeros(0, dtype=bool)
     out_funnels = dict(funnels)
     added = []
     report.add("gone_cold", 0)
     for seg, f in funnels.items():
-        in_seg = (seg_of == seg).to_numpy()
+        k = codes.code(seg)
+        in_seg = seg_of == k
         days = cold_after_days if cold_after_days is not None else f.cold_after_days
-        if days is None and not (events.loc[in_seg, "stage"] == f.lost).any():
+        if days is None and not (order[in_seg] == f.n_open + 1).any():
             days = _default_cold_days(events.loc[in_seg], f)
             if days is None:
                 continue
@@ -943,14 +1063,16 @@ def _gone_cold(deals: pd.DataFrame, events: pd.DataFrame, funnels: dict[str, Fun
             continue
         days = float(days)
         out_funnels[seg] = replace(f, cold_after_days=days)
-        mask = (last_seg == seg).to_numpy() & _isin(last["stage"], f.stages)
-        cand = last.loc[mask]
+        cand = events.loc[is_last & in_seg & (order < f.n_open)]
         at = cand["entered_at"] + pd.Timedelta(days=days)
-        cold = cand.loc[(at <= as_of).to_numpy()]
+        is_cold = (at <= as_of).to_numpy()
+        cold = cand.loc[is_cold]
         if len(cold):
             added.append(pd.DataFrame({_ROW: -1, "deal_id": cold["deal_id"].to_numpy(),
                                        "stage": f.lost, "imputed": True,
-                                       "entered_at": at.loc[cold.index].to_numpy()}))
+                                       "entered_at": at.loc[is_cold].to_numpy(),
+                                       _DEAL: cold[_DEAL].to_numpy(), _SEG: k,
+                                       _ORD: f.n_open + 1}))
         report.add("gone_cold", len(cold))
         report.add(f"gone_cold[{seg}]", len(cold))
         if len(cold):
@@ -964,9 +1086,11 @@ def _gone_cold(deals: pd.DataFrame, events: pd.DataFrame, funnels: dict[str, Fun
 
 def _default_cold_days(events: pd.DataFrame, f: Funnel) -> float | None:
     """A segment that never records Lost: the 95th percentile of the observed stays."""
-    nxt = events["deal_id"].shift(-1) == events["deal_id"]
+    deal = events[_DEAL].to_numpy()
+    nxt = np.zeros(len(events), dtype=bool)
+    nxt[:-1] = deal[1:] == deal[:-1]
     gaps = (events["entered_at"].shift(-1) - events["entered_at"]).loc[
-        nxt.to_numpy() & _isin(events["stage"], f.stages)]
+        nxt & (events[_ORD].to_numpy() < f.n_open)]
     days = gaps.dt.total_seconds().to_numpy() / 86400.0
     days = days[days > 0]
     if days.size < MIN_STAYS_FOR_DEFAULT_COLD:
@@ -987,12 +1111,13 @@ def _default_cold_days(events: pd.DataFrame, f: Funnel) -> float | None:
 
 
 def _find_problems(deals: pd.DataFrame, events: pd.DataFrame, funnels: dict[str, Funnel],
-                   report: ValidationReport) -> None:
+                   codes: _Codes, report: ValidationReport) -> None:
     """Findings that leave nothing to learn from: a segment where no deal ever moved."""
-    n = events.groupby("deal_id").size()
-    seg_moves = n.groupby(deals.set_index("deal_id")["segment"]).max()
+    n = np.bincount(events[_DEAL].to_numpy(), minlength=codes.n_deals)
+    seg_moves = np.zeros(len(codes.segs), dtype=np.int64)
+    np.maximum.at(seg_moves, deals[_SEG].to_numpy(), n[deals[_KEY].to_numpy()])
     for seg in funnels:
-        if seg_moves.get(seg, 0) < 2:
+        if seg_moves[codes.code(seg)] < 2:
             report.problems.append(f"segment '{seg}': no deal ever left its first stage at "
                                    "as_of, so no stage movement can be estimated.")
 
