@@ -13,11 +13,12 @@ import logging
 import math
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from funnel_lab.errors import ParameterError
 from funnel_lab.model.derived import summarize
-from funnel_lab.model.fitting import fit
+from funnel_lab.model.fitting import fit, resolve_auto_settings
 from funnel_lab.model.posterior import Posterior
 
 __all__ = ["fit_document", "format_summary", "run_fit_command"]
@@ -116,10 +117,15 @@ def run_fit_command(args: argparse.Namespace) -> int:
 
     crm = read_crm(args.data, as_of=args.as_of, cold_after_days=args.cold_after_days)
     pooled_kwargs = {"cores": args.cores} if args.method == "pooled" else {}
-    post = fit(crm, method=args.method, by=args.by, draws=args.draws, random_seed=args.seed,
+    # Resolve "auto" here (as fit() would, on the same generator, so the numbers are the
+    # same) to keep the held-out scores for the model comparison instead of scoring twice.
+    rng = np.random.default_rng(args.seed)
+    edges, half_life, auto = resolve_auto_settings(crm, edges, half_life, rng)
+    post = fit(crm, method=args.method, by=args.by, draws=args.draws, random_seed=rng,
                band_edges=edges, half_life_weeks=half_life, **pooled_kwargs)
+    if auto is not None:
+        post.settings["auto"] = {k: v for k, v in auto.items() if k != "table"}
     edges = tuple(post.settings["band_edges"])
-    half_life = post.settings["half_life_weeks"]
     tables = summarize(post, ci_prob=ci_prob)
     saved = None
     if args.out is not None:
@@ -130,7 +136,8 @@ def run_fit_command(args: argparse.Namespace) -> int:
         # funnel_lab.model.selection.report_comparison; {"skipped": reason} on short CRMs.
         from funnel_lab.model.selection import report_comparison
 
-        comparison = report_comparison(crm, edges, half_life, random_seed=args.seed)
+        comparison = report_comparison(crm, edges, half_life, random_seed=args.seed,
+                                       table=None if auto is None else auto["table"])
         # --- end issue 5
         emit_json(fit_document(post, tables, ci_prob, data=crm.source, saved=saved,
                                model_comparison=comparison))

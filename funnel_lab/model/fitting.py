@@ -76,7 +76,8 @@ def resolve_auto_settings(
     """Replace ``"auto"`` band edges / half-life by the held-out check's choice.
 
     Only what is ``"auto"`` varies among the candidates. Returns the settings and, when
-    anything was chosen, a record of the choice (``None`` otherwise).
+    anything was chosen, a record of the choice (``candidate``, ``holdout_weeks`` and the
+    score ``table``, which a model comparison can reuse; ``None`` otherwise).
     """
     edges_auto = isinstance(band_edges, str) and band_edges == AUTO
     half_auto = isinstance(half_life_weeks, str) and half_life_weeks == AUTO
@@ -95,7 +96,8 @@ def resolve_auto_settings(
     choice = choose_settings(crm, candidates=candidates, random_seed=random_seed)
     log.info("auto settings: %s", choice["candidate"])
     return tuple(choice["band_edges"]), choice["half_life_weeks"], {
-        "candidate": choice["candidate"], "holdout_weeks": choice["holdout_weeks"]}
+        "candidate": choice["candidate"], "holdout_weeks": choice["holdout_weeks"],
+        "table": choice["table"]}
 
 
 def fit(
@@ -183,7 +185,7 @@ def fit(
             for seg, st in stats.items()
         },
         **({"pooled": {k: v for k, v in pooled_kwargs.items()}} if pooled_kwargs else {}),
-        **({"auto": auto} if auto is not None else {}),
+        **({"auto": {k: v for k, v in auto.items() if k != "table"}} if auto else {}),
     }
     return Posterior(as_of=crm.as_of, method=method, segments=segments,
                      fingerprint=crm.fingerprint(), settings=settings, diagnostics=diagnostics)

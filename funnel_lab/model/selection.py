@@ -480,8 +480,10 @@ def report_comparison(
     half_life_weeks: float | None = None,
     random_seed: int | np.random.Generator | None = None,
     holdout_weeks: float = DEFAULT_HOLDOUT_WEEKS,
+    table: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """:func:`model_comparison` for ``fit --json``; a CRM too short to hold weeks out (or whose
+    """:func:`model_comparison` for ``fit --json`` (``table``: scores already computed by the
+    ``auto`` choice, reused); a CRM too short to hold weeks out (or whose
     early part cannot be fitted) gives ``{"skipped": reason}`` instead of an error: the fit
     itself is still fine.
 
@@ -492,7 +494,7 @@ def report_comparison(
     """
     try:
         return model_comparison(crm, band_edges, half_life_weeks, holdout_weeks=holdout_weeks,
-                                random_seed=random_seed)
+                                random_seed=random_seed, table=table)
     except FunnelLabError as exc:
         log.info("model comparison skipped: %s", exc)
         return {"skipped": str(exc)}
